@@ -1,0 +1,1 @@
+"""Kassa services, one package each."""

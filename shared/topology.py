@@ -1,0 +1,44 @@
+"""The apps Kassa runs, their fixed local ports and environment prefixes.
+
+Names only (module paths as strings): ``shared`` never imports a service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AppEntry:
+    """One runnable app."""
+
+    name: str  # the app's name in logs, metrics, databases and caller assertions
+    module: str  # module with create_app()
+    port: int
+    env_prefix: str
+    gateway_prefix: str | None = None  # /v1/<gateway_prefix>/... routes to this app
+
+    @property
+    def factory(self) -> str:
+        return f"{self.module}:create_app"
+
+
+GATEWAY = AppEntry("gateway", "gateway.app", 8000, "GATEWAY_")
+SERVICES = (
+    AppEntry("facilitator", "services.facilitator.app", 8001, "FACILITATOR_", "facilitator"),
+    AppEntry("custody", "services.custody.app", 8002, "CUSTODY_", "custody"),
+    AppEntry("fiscal", "services.fiscal.app", 8003, "FISCAL_", "fiscal"),
+    AppEntry("ledger_fee", "services.ledger_fee.app", 8004, "LEDGER_", "ledger"),
+)
+APPS = (GATEWAY, *SERVICES)
+# Sandboxes (stand-ins for Solana, TrovoTech and KRA) take ports from here on.
+SANDBOX_BASE_PORT = 8101
+
+
+def app_entry(name: str) -> AppEntry:
+    """The app called ``name`` (``ledger`` is accepted for ``ledger_fee``)."""
+    for entry in APPS:
+        if name in (entry.name, entry.gateway_prefix):
+            return entry
+    known = ", ".join(entry.name for entry in APPS)
+    raise KeyError(f"unknown app {name!r}; known apps: {known}")
