@@ -47,11 +47,11 @@ def _lifespan(settings: GatewaySettings) -> object:
                     session, settings.bootstrap_admin_key.get_secret_value(), secret
                 )
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
-        async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+        async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as upstream:
             app.state.gateway = GatewayState(
                 runtime=runtime,
                 signer=signer,
-                session=session,
+                session=upstream,
                 api_key_secret=secret,
                 upstreams=dict(settings.upstreams),
                 public_routes=dict(settings.public_routes),

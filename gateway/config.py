@@ -60,7 +60,9 @@ class GatewaySettings(KassaSettings):
     )
     upstreams: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_UPSTREAMS),
-        description="Routing table: name=base_url pairs; /v1/<name>/<path> goes to <base_url>/<path>.",
+        description=(
+            "Routing table: name=base_url pairs; /v1/<name>/<path> goes to <base_url>/<path>."
+        ),
     )
     public_routes: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_PUBLIC_ROUTES),

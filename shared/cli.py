@@ -1,9 +1,9 @@
 """The ``kassa`` command: serve one app, run them all, migrate, make a revision.
 
-    kassa run                     every app, embedded default unless DATABASE_URL/REDIS_URL set
-    kassa serve ledger_fee        one app in this process
-    kassa migrate [APP ...]       upgrade each app's database to head (all apps by default)
-    kassa revision APP -m MSG     autogenerate a migration from the models
+kassa run                     every app, embedded default unless DATABASE_URL/REDIS_URL set
+kassa serve ledger_fee        one app in this process
+kassa migrate [APP ...]       upgrade each app's database to head (all apps by default)
+kassa revision APP -m MSG     autogenerate a migration from the models
 """
 
 from __future__ import annotations

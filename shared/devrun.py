@@ -110,7 +110,9 @@ def _start(entry: AppEntry, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_ready(processes: Mapping[AppEntry, subprocess.Popen[bytes]], env: Mapping[str, str]) -> None:
+def _wait_ready(
+    processes: Mapping[AppEntry, subprocess.Popen[bytes]], env: Mapping[str, str]
+) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     pending = dict(processes)
     with httpx.Client(timeout=2.0) as client:
@@ -165,9 +167,7 @@ def _banner(env: Mapping[str, str]) -> str:
 
 
 def _migrate(env: MutableMapping[str, str]) -> None:
-    subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "shared.cli", "migrate"], env=dict(env), check=True
-    )
+    subprocess.run([sys.executable, "-m", "shared.cli", "migrate"], env=dict(env), check=True)
 
 
 def run_all(base_env: Mapping[str, str] | None = None) -> int:

@@ -15,7 +15,6 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from shared.errors import json_bytes
-
 from shared.metrics import READY, metrics_endpoint
 from shared.migrations import current_revision
 from shared.runtime import ReadinessCheck, Runtime, get_runtime

@@ -12,7 +12,7 @@ import email.utils
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import httpx
@@ -114,7 +114,7 @@ class HttpClient:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
-        timeout: httpx.Timeout | float | None = None,
+        timeout: httpx.Timeout | float | None = None,  # noqa: ASYNC109 - per-call HTTP timeout
         retry: RetryPolicy | None = None,
     ) -> httpx.Response:
         """Send one logical call; the reply of the last attempt is returned, whatever its status.

@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from shared.errors import Conflict, UnprocessableContent
 
@@ -253,5 +254,5 @@ class IdempotencyRepository:
         )
         return int(getattr(result, "rowcount", 0) or 0)
 
-    def _match(self, caller: str, key: str) -> object:
+    def _match(self, caller: str, key: str) -> ColumnElement[bool]:
         return and_(self.table.c.caller == caller, self.table.c.key == key)

@@ -77,9 +77,11 @@ def generate_signing_key() -> tuple[str, str]:
 def public_pem_of(private_pem: str) -> str:
     """The public half of a private PEM."""
     private = _load_private(private_pem)
-    return private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def _load_private(private_pem: str) -> Ed25519PrivateKey:

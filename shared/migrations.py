@@ -42,9 +42,7 @@ class Migrations:
         cfg.set_main_option("script_location", str(self.script_location))
         cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
         cfg.set_main_option("version_table", self.version_table)
-        cfg.set_main_option(
-            "file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s"
-        )
+        cfg.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
         return cfg
 
     def head(self) -> str | None:

@@ -77,7 +77,7 @@ class KassaRoute(APIRoute):
 
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
-        honours_keys = "POST" in self.methods
+        honours_keys = "POST" in (self.methods or ())
 
         async def route_handler(request: Request) -> Response:
             key = request.headers.get(IDEMPOTENCY_HEADER) if honours_keys else None

@@ -44,10 +44,19 @@ class ProductionConfigError(ValueError):
 
 
 # Hosts that only exist on a developer's machine or in a provider's sandbox.
-SANDBOX_HOST_MARKERS = ("localhost", "127.", "[::1]", "0.0.0.0", "sandbox", "sbx", "testnet", "devnet")
+SANDBOX_HOST_MARKERS = (
+    "localhost",
+    "127.",
+    "[::1]",
+    "0.0.0.0",  # noqa: S104 - a marker to refuse, not an address to bind
+    "sandbox",
+    "sbx",
+    "testnet",
+    "devnet",
+)
 
 # The value `make run` and the tests use for development secrets; production refuses it.
-DEVELOPMENT_SECRET_PREFIX = "dev-only-"
+DEVELOPMENT_SECRET_PREFIX = "dev-only-"  # noqa: S105 - a marker, not a secret
 
 
 class _UnprefixedEnvSource(EnvSettingsSource):
@@ -66,7 +75,7 @@ class _UnprefixedEnvSource(EnvSettingsSource):
 class KassaSettings(BaseSettings):
     """Configuration every app shares; subclasses set ``env_prefix`` and add their own fields."""
 
-    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True, populate_by_name=True)
 
     # The app's name in logs, metrics and the caller assertion's audience.
     app_name: ClassVar[str] = "kassa"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -179,15 +179,3 @@ async def running(app: FastAPI, base_url: str = "http://app") -> AsyncIterator[h
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield client
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """No ambient Kassa configuration leaks into a test that builds settings."""
-    for name in list(os.environ):
-        if name.startswith(
-            ("KASSA_", "GATEWAY_", "LEDGER_", "CUSTODY_", "FISCAL_", "FACILITATOR_")
-        ) or name in {"DATABASE_URL", "REDIS_URL", "IDENTITY_PUBLIC_KEYS"}:
-            if name not in {"KASSA_REQUIRE_SERVICES", "KASSA_TEST_POSTGRES_URL", "KASSA_TEST_REDIS_URL"}:
-                monkeypatch.delenv(name)
-    yield monkeypatch

@@ -1,1 +1,5 @@
-"""Kassa custody: The TrovoTech client (wallets, token mints, payouts, telemetry on the Bantu chain) and TrovoTech's signed webhooks."""
+"""Kassa custody.
+
+The TrovoTech client (wallets, token mints, payouts, telemetry on the Bantu chain) and
+TrovoTech's signed webhooks.
+"""

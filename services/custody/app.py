@@ -23,7 +23,10 @@ def create_app(settings: CustodySettings | None = None) -> FastAPI:
         AppSpec(
             settings=settings or load_settings(),
             title="Kassa custody",
-            description="The TrovoTech client (wallets, token mints, payouts, telemetry on the Bantu chain) and TrovoTech's signed webhooks.",
+            description=(
+                "The TrovoTech client (wallets, token mints, payouts, telemetry on the "
+                "Bantu chain) and TrovoTech's signed webhooks."
+            ),
             migrations=MIGRATIONS,
             idempotency_table=idempotency_keys,
         )

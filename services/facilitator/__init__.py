@@ -1,1 +1,5 @@
-"""Kassa facilitator: x402 payment verification and settlement on Solana (SPL tokens), with durable nonce and replay protection."""
+"""Kassa facilitator.
+
+x402 payment verification and settlement on Solana (SPL tokens), with durable nonce and
+replay protection.
+"""

@@ -23,7 +23,10 @@ def create_app(settings: FacilitatorSettings | None = None) -> FastAPI:
         AppSpec(
             settings=settings or load_settings(),
             title="Kassa facilitator",
-            description="x402 payment verification and settlement on Solana (SPL tokens), with durable nonce and replay protection.",
+            description=(
+                "x402 payment verification and settlement on Solana (SPL tokens), with "
+                "durable nonce and replay protection."
+            ),
             migrations=MIGRATIONS,
             idempotency_table=idempotency_keys,
         )

@@ -1,1 +1,5 @@
-"""Kassa fiscal: Kenya Revenue Authority eTIMS fiscalisation through OSCU and VSCU: devices, items, invoices, credit notes, receipts."""
+"""Kassa fiscal.
+
+Kenya Revenue Authority eTIMS fiscalisation through OSCU and VSCU: devices, items,
+invoices, credit notes, receipts.
+"""

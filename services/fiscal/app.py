@@ -23,7 +23,10 @@ def create_app(settings: FiscalSettings | None = None) -> FastAPI:
         AppSpec(
             settings=settings or load_settings(),
             title="Kassa fiscal",
-            description="Kenya Revenue Authority eTIMS fiscalisation through OSCU and VSCU: devices, items, invoices, credit notes, receipts.",
+            description=(
+                "Kenya Revenue Authority eTIMS fiscalisation through OSCU and VSCU: "
+                "devices, items, invoices, credit notes, receipts."
+            ),
             migrations=MIGRATIONS,
             idempotency_table=idempotency_keys,
         )

@@ -1,1 +1,5 @@
-"""Kassa ledger and fees: A double-entry ledger, the fee schedule, charges, payment records, refunds, invoices and an append-only audit trail."""
+"""Kassa ledger and fees.
+
+A double-entry ledger, the fee schedule, charges, payment records, refunds, invoices and
+an append-only audit trail.
+"""

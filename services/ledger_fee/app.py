@@ -23,7 +23,10 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         AppSpec(
             settings=settings or load_settings(),
             title="Kassa ledger and fees",
-            description="A double-entry ledger, the fee schedule, charges, payment records, refunds, invoices and an append-only audit trail.",
+            description=(
+                "A double-entry ledger, the fee schedule, charges, payment records, "
+                "refunds, invoices and an append-only audit trail."
+            ),
             migrations=MIGRATIONS,
             idempotency_table=idempotency_keys,
         )

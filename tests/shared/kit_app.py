@@ -60,10 +60,9 @@ async def create_widget(
 ) -> dict[str, Any]:
     # Held before writing: on SQLite a held write transaction would block every other writer.
     await _hold(request)
-    result = await session.execute(
-        insert(widgets).values(name=body.name, quantity=body.quantity)
-    )
-    return {"id": result.inserted_primary_key[0], "name": body.name, "owner": caller.owner}
+    result = await session.execute(insert(widgets).values(name=body.name, quantity=body.quantity))
+    widget_id = result.inserted_primary_key[0]  # type: ignore[attr-defined]
+    return {"id": widget_id, "name": body.name, "owner": caller.owner}
 
 
 @router.post("/widgets/then-crash")

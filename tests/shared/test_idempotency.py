@@ -29,9 +29,7 @@ class TestReplay:
     async def test_different_body_with_the_same_key_is_a_422(self, kit: Kit) -> None:
         headers = {"Idempotency-Key": "order-2"}
         await kit.client.post("/widgets", json=WIDGET, headers=headers)
-        reply = await kit.client.post(
-            "/widgets", json={**WIDGET, "quantity": 4}, headers=headers
-        )
+        reply = await kit.client.post("/widgets", json={**WIDGET, "quantity": 4}, headers=headers)
         assert reply.status_code == 422
         assert reply.json()["type"] == "urn:kassa:problem:idempotency-key-mismatch"
         assert await _count(kit) == 1
