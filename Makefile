@@ -32,7 +32,7 @@ fmt: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-## make migrate: upgrade every app's database to head (DATABASE_URL etc. as for run)
+## make migrate: upgrade every app's database to head (the same databases make run uses)
 migrate: install
 	$(VENV)/bin/kassa migrate
 

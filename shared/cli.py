@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 
 from shared.migrations import Migrations, new_revision, upgrade_to_head
@@ -65,6 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         serve(args.app)
     elif args.command == "migrate":
+        from shared.devrun import database_environment, ensure_postgres_databases
+
+        # The same databases `kassa run` uses: <name>_<app> beside DATABASE_URL, or var/<app>.db.
+        var_dir = Path(os.environ.get("KASSA_VAR_DIR", "var")).resolve()
+        urls = database_environment(os.environ, var_dir)
+        os.environ.update(urls)
+        asyncio.run(ensure_postgres_databases(list(urls.values())))
         asyncio.run(migrate(args.apps))
     elif args.command == "revision":
         new_revision(app_migrations(args.app), app_settings(args.app).database_url, args.message)

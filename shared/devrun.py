@@ -73,16 +73,22 @@ async def ensure_postgres_databases(urls: list[str]) -> None:
             await connection.close()
 
 
+def database_environment(base: Mapping[str, str], var_dir: Path) -> dict[str, str]:
+    """Each app's own ``<PREFIX>DATABASE_URL``: explicit ones kept, the rest derived."""
+    return {
+        f"{entry.env_prefix}DATABASE_URL": base.get(f"{entry.env_prefix}DATABASE_URL")
+        or _derived_database_url(base.get("DATABASE_URL"), entry, var_dir)
+        for entry in APPS
+    }
+
+
 def prepare_environment(base: Mapping[str, str], var_dir: Path) -> dict[str, str]:
     """The environment every child process gets; explicit settings in ``base`` always win."""
     env = dict(base)
     env.setdefault("KASSA_ENV", "development")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(database_environment(base, var_dir))
     for entry in APPS:
-        env.setdefault(
-            f"{entry.env_prefix}DATABASE_URL",
-            _derived_database_url(base.get("DATABASE_URL"), entry, var_dir),
-        )
         env.setdefault(f"{entry.env_prefix}PORT", str(_port(entry, env)))
         env.setdefault(f"{entry.env_prefix}VAR_DIR", str(var_dir))
     if "GATEWAY_IDENTITY_SIGNING_KEY" not in env:
