@@ -182,4 +182,6 @@ def _is_real_secret(value: object) -> bool:
 def is_sandbox_url(url: str) -> bool:
     """True when a URL points at a local address or a provider's sandbox/test network."""
     host = (urlsplit(url).hostname or "").lower()
+    if ":" in host:  # urlsplit drops an IPv6 literal's brackets; the markers keep them
+        host = f"[{host}]"
     return any(marker in host for marker in SANDBOX_HOST_MARKERS)
