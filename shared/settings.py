@@ -13,6 +13,7 @@ missing secrets, a wildcard CORS origin, sandbox endpoints, or SQLite.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -44,16 +45,10 @@ class ProductionConfigError(ValueError):
 
 
 # Hosts that only exist on a developer's machine or in a provider's sandbox.
-SANDBOX_HOST_MARKERS = (
-    "localhost",
-    "127.",
-    "[::1]",
-    "0.0.0.0",  # noqa: S104 - a marker to refuse, not an address to bind
-    "sandbox",
-    "sbx",
-    "testnet",
-    "devnet",
-)
+# Hosts that only exist on a developer's machine, and the host-name words providers use for
+# their sandboxes (etims-api-sbx.kra.go.ke, expansion-testnet.bantu.network, api.devnet...).
+LOCAL_HOSTS = frozenset({"localhost", "::1", "0.0.0.0"})  # noqa: S104 - refused, not bound
+SANDBOX_HOST_WORDS = frozenset({"localhost", "sandbox", "sbx", "testnet", "devnet"})
 
 # The value `make run` and the tests use for development secrets; production refuses it.
 DEVELOPMENT_SECRET_PREFIX = "dev-only-"  # noqa: S105 - a marker, not a secret
@@ -180,8 +175,12 @@ def _is_real_secret(value: object) -> bool:
 
 
 def is_sandbox_url(url: str) -> bool:
-    """True when a URL points at a local address or a provider's sandbox/test network."""
+    """True when a URL points at a local address or a provider's sandbox/test network.
+
+    Whole host labels are compared, so ``api127.example.com`` or ``subxero.com`` are not
+    mistaken for a loopback address or a sandbox.
+    """
     host = (urlsplit(url).hostname or "").lower()
-    if ":" in host:  # urlsplit drops an IPv6 literal's brackets; the markers keep them
-        host = f"[{host}]"
-    return any(marker in host for marker in SANDBOX_HOST_MARKERS)
+    if host in LOCAL_HOSTS or host.startswith("127."):
+        return True
+    return any(word in SANDBOX_HOST_WORDS for word in re.split(r"[.\-]", host))

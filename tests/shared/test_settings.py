@@ -216,6 +216,10 @@ class TestIsSandboxUrl:
     async def test_production_hosts_are_not_sandbox(self, url: str) -> None:
         assert not is_sandbox_url(url)
 
+    @pytest.mark.parametrize("url", ["https://api127.example.com", "https://subxero.com/x"])
+    async def test_only_whole_host_labels_count(self, url: str) -> None:
+        assert not is_sandbox_url(url)
+
     async def test_a_sandbox_word_in_the_path_does_not_count(self) -> None:
         assert not is_sandbox_url("https://etims-api.kra.go.ke/sandbox/testnet")
 
