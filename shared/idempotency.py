@@ -136,13 +136,7 @@ class IdempotencyRepository:
                 async with session.begin():
                     await session.execute(
                         insert(self.table).values(
-                            caller=caller,
-                            key=key,
-                            request_hash=request_hash,
-                            state="in_flight",
-                            locked_until=now + self.lease,
-                            created_at=now,
-                            expires_at=now + self.retention,
+                            caller=caller, key=key, **self._fresh_claim(request_hash, now)
                         )
                     )
                 return Claim(acquired=True)
@@ -162,13 +156,7 @@ class IdempotencyRepository:
         if row is None:  # released between our insert and this read: take it
             await session.execute(
                 insert(self.table).values(
-                    caller=caller,
-                    key=key,
-                    request_hash=request_hash,
-                    state="in_flight",
-                    locked_until=now + self.lease,
-                    created_at=now,
-                    expires_at=now + self.retention,
+                    caller=caller, key=key, **self._fresh_claim(request_hash, now)
                 )
             )
             return Claim(acquired=True)
@@ -198,14 +186,10 @@ class IdempotencyRepository:
             update(self.table)
             .where(self._match(caller, key))
             .values(
-                request_hash=request_hash,
-                state="in_flight",
-                locked_until=now + self.lease,
                 response_status=None,
                 response_headers=None,
                 response_body=None,
-                created_at=now,
-                expires_at=now + self.retention,
+                **self._fresh_claim(request_hash, now),
             )
         )
         return Claim(acquired=True)
@@ -253,6 +237,16 @@ class IdempotencyRepository:
             delete(self.table).where(self.table.c.expires_at <= (now or _utcnow()))
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+    def _fresh_claim(self, request_hash: str, now: datetime) -> dict[str, object]:
+        """The columns of a claim just taken by a request."""
+        return {
+            "request_hash": request_hash,
+            "state": "in_flight",
+            "locked_until": now + self.lease,
+            "created_at": now,
+            "expires_at": now + self.retention,
+        }
 
     def _match(self, caller: str, key: str) -> ColumnElement[bool]:
         return and_(self.table.c.caller == caller, self.table.c.key == key)
