@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 import aiohttp
 from fastapi import FastAPI
 
+from gateway.authentication import Authenticator
 from gateway.config import GatewaySettings
+from gateway.key_cache import KeyCache
 from gateway.models import idempotency_keys
 from gateway.proxy import GatewayProxy, GatewayState
 from gateway.service import api_key_service
@@ -46,13 +48,15 @@ def _lifespan(settings: GatewaySettings) -> object:
                 await api_key_service.ensure_bootstrap_key(
                     session, settings.bootstrap_admin_key.get_secret_value(), secret
                 )
+        key_cache = KeyCache(ttl_s=settings.key_cache_ttl_s, redis=runtime.redis)
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
         async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as upstream:
             app.state.gateway = GatewayState(
                 runtime=runtime,
                 signer=signer,
                 session=upstream,
-                api_key_secret=secret,
+                authenticator=Authenticator(secret, key_cache, runtime.database.sessionmaker),
+                key_cache=key_cache,
                 upstreams=dict(settings.upstreams),
                 public_routes=dict(settings.public_routes),
                 max_body_bytes=settings.max_body_bytes,

@@ -58,6 +58,21 @@ class GatewaySettings(KassaSettings):
         validation_alias="KASSA_BOOTSTRAP_ADMIN_KEY",
         description="An admin API key ensured at start-up (the operator's first key).",
     )
+    key_cache_ttl_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=300,
+        description="How long a key's principal is cached (revocation invalidates at once).",
+    )
+    key_rotation_overlap_s: int = Field(
+        default=86_400,
+        ge=0,
+        le=30 * 86_400,
+        description="Default time the old key stays valid after a rotation, seconds.",
+    )
+    last_used_flush_s: float = Field(
+        default=60.0, gt=0, description="How often last_used_at is written, seconds."
+    )
     upstreams: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_UPSTREAMS),
         description=(

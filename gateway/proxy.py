@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
 
 import aiohttp
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.service import ApiKeyInQueryString, api_key_service
+from gateway.authentication import Authenticator, presented_key, refuse_key_in_query
+from gateway.key_cache import KeyCache
 from shared.context import child_traceparent, traceparent_var
 from shared.errors import KassaError, render_kassa_error
 from shared.identity import ASSERTION_HEADER, AssertionSigner, Caller
@@ -54,7 +54,10 @@ NOT_FORWARDED = HOP_BY_HOP | {
     "x-forwarded-host",
     "x-forwarded-proto",
 }
-QUERY_KEY_NAMES = frozenset({"api_key", "apikey", "api-key", "key", "access_token", "token"})
+
+
+# The gateway's own API under /v1/admin/: authenticated here, served by FastAPI.
+ADMIN = "admin"
 
 
 class PayloadTooLarge(KassaError):
@@ -82,34 +85,14 @@ class GatewayState:
     runtime: Runtime
     signer: AssertionSigner
     session: aiohttp.ClientSession
-    api_key_secret: bytes
+    authenticator: Authenticator
+    key_cache: KeyCache
     upstreams: dict[str, str]
     public_routes: dict[str, str]
     max_body_bytes: int
     timeout: aiohttp.ClientTimeout
     # Upstream name -> the app name its assertions are addressed to ("ledger" -> "ledger_fee").
     audiences: dict[str, str]
-
-
-def presented_key(headers: Headers) -> str | None:
-    """The API key from ``Authorization: Bearer`` or ``X-API-Key``."""
-    authorization = headers.get("authorization", "")
-    scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return headers.get("x-api-key") or None
-
-
-def refuse_key_in_query(query_string: bytes) -> None:
-    """Keys in URLs end up in access logs and browser history: refuse them, saying why."""
-    if not query_string:
-        return
-    names = {name.lower() for name, _ in parse_qsl(query_string.decode("latin-1"), True)}
-    if names & QUERY_KEY_NAMES:
-        raise ApiKeyInQueryString(
-            "API keys are not accepted in the query string, where they leak into logs and "
-            "browser history; send the key in 'Authorization: Bearer <key>' or 'X-API-Key'."
-        )
 
 
 class GatewayProxy:
@@ -128,6 +111,14 @@ class GatewayProxy:
             await self.app(scope, receive, send)
             return
         name, upstream_path, public = target
+        if name == ADMIN:
+            try:
+                await self._authenticate(scope, state, public=False)
+            except KassaError as error:
+                await render_kassa_error(error, instance=scope["path"])(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
         scope[ROUTE_TEMPLATE_KEY] = scope["path"] if public else f"/v1/{name}/{{path}}"
         try:
             caller = await self._authenticate(scope, state, public)
@@ -144,6 +135,8 @@ class GatewayProxy:
         if not path.startswith("/v1/"):
             return None
         name, _, rest = path[4:].partition("/")
+        if name == ADMIN:
+            return name, path, False
         if name not in state.upstreams:
             return None
         return name, "/" + rest, False
@@ -154,11 +147,8 @@ class GatewayProxy:
         request_id = scope.get("state", {}).get("request_id")
         if public:
             return Caller(key_id="public", owner="public", request_id=request_id)
-        key = presented_key(Headers(scope=scope))
-        async with state.runtime.database.session() as session:
-            caller = await api_key_service.authenticate(
-                session, key, state.api_key_secret, request_id
-            )
+        principal = await state.authenticator.authenticate(presented_key(Headers(scope=scope)))
+        caller = principal.caller(request_id)
         scope.setdefault("state", {})["caller"] = caller
         return caller
 

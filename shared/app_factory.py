@@ -53,6 +53,9 @@ class AppSpec:
     # Innermost first: wrapped around the router, inside identity and observability.
     middleware: Sequence[MiddlewareFactory] = field(default_factory=tuple)
     version: str = "0.1.0"
+    # None turns FastAPI's own document off (the gateway serves a merged one instead).
+    openapi_url: str | None = "/openapi.json"
+    docs_url: str | None = "/docs"
 
 
 def _build_runtime(spec: AppSpec, lifecycle: Lifecycle) -> Runtime:
@@ -117,6 +120,9 @@ def create_kassa_app(spec: AppSpec) -> FastAPI:
         description=spec.description,
         version=spec.version,
         lifespan=_lifespan(spec, lifecycle),
+        openapi_url=spec.openapi_url,
+        docs_url=spec.docs_url,
+        redoc_url=None,
     )
     app.state.lifecycle = lifecycle
     app.state.settings = spec.settings

@@ -7,7 +7,7 @@ rolls it back. POST routes honour ``Idempotency-Key`` (see :mod:`shared.idempote
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -24,25 +24,51 @@ from shared.idempotency import (
     request_fingerprint,
 )
 from shared.identity import Caller
+from shared.logging import get_logger
 from shared.runtime import SESSION_STATE_KEY, get_runtime, get_session
 
+log = get_logger(__name__)
+
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+AfterCommit = Callable[[], Awaitable[None]]
+AFTER_COMMIT_STATE_KEY = "after_commit"
 
 # Headers a replay recomputes rather than repeats.
 _NOT_STORED_HEADERS = frozenset({"content-length", "x-request-id", "date", "server"})
 
 
+def after_commit(request: Request, callback: AfterCommit) -> None:
+    """Run ``callback`` once the request's transaction has committed (never on rollback).
+
+    For effects outside the database that must not run ahead of the data they announce:
+    invalidating a cache entry before the commit would let a concurrent reader re-cache the
+    old row. A failing callback is logged; the data is committed and the reply stands.
+    """
+    request.scope.setdefault("state", {}).setdefault(AFTER_COMMIT_STATE_KEY, []).append(callback)
+
+
+async def _run_after_commit(callbacks: list[AfterCommit]) -> None:
+    for callback in callbacks:
+        try:
+            await callback()
+        except Exception:
+            log.exception("after_commit_failed", callback=getattr(callback, "__qualname__", ""))
+
+
 async def _finish_session(request: Request, commit: bool) -> None:
-    session: AsyncSession | None = request.scope.get("state", {}).pop(SESSION_STATE_KEY, None)
-    if session is None:
-        return
-    try:
-        if commit:
-            await session.commit()
-        else:
-            await session.rollback()
-    finally:
-        await session.close()
+    state = request.scope.get("state", {})
+    session: AsyncSession | None = state.pop(SESSION_STATE_KEY, None)
+    callbacks: list[AfterCommit] = state.pop(AFTER_COMMIT_STATE_KEY, [])
+    if session is not None:
+        try:
+            if commit:
+                await session.commit()
+            else:
+                await session.rollback()
+        finally:
+            await session.close()
+    if commit:
+        await _run_after_commit(callbacks)
 
 
 def _caller_namespace(request: Request) -> str:
