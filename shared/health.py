@@ -17,7 +17,7 @@ from starlette.responses import Response
 from shared.errors import json_bytes
 from shared.metrics import READY, metrics_endpoint
 from shared.migrations import current_revision
-from shared.runtime import ReadinessCheck, Runtime, get_runtime
+from shared.runtime import ReadinessCheck, ReadinessReport, Runtime, get_runtime
 
 CHECK_TIMEOUT_S = 2.0
 
@@ -70,14 +70,26 @@ async def readiness(runtime: Runtime) -> tuple[bool, dict[str, Any]]:
     if runtime.redis is not None:
         checks["redis"] = lambda: _check_redis(runtime)
     checks.update(runtime.readiness_checks)
-    results = await asyncio.gather(*(_run_check(check) for check in checks.values()))
-    report = dict(zip(checks, results, strict=True))
+    results, sections = await asyncio.gather(
+        asyncio.gather(*(_run_check(check) for check in checks.values())),
+        asyncio.gather(*(_run_report(report) for report in runtime.readiness_reports.values())),
+    )
     draining = runtime.lifecycle.is_draining
     ready = not draining and all(result == "ok" for result in results)
-    return ready, {
+    body: dict[str, Any] = {
         "status": "ready" if ready else ("draining" if draining else "not_ready"),
-        "checks": report,
+        "checks": dict(zip(checks, results, strict=True)),
     }
+    body.update(zip(runtime.readiness_reports, sections, strict=True))
+    return ready, body
+
+
+async def _run_report(report: ReadinessReport) -> dict[str, Any]:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            return await report()
+    except Exception as exc:  # a report that fails is itself reported, never raised
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 @health_router.get(

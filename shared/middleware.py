@@ -8,6 +8,7 @@ problem+json carrying the request id.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -156,5 +157,8 @@ class CallerIdentityMiddleware:
             log.info("caller_assertion_refused", path=scope["path"], reason=exc.detail)
             await render_kassa_error(exc, instance=scope["path"])(scope, receive, send)
             return
-        scope.setdefault("state", {})["caller"] = caller
+        state = scope.setdefault("state", {})
+        if caller.request_id is None:  # reusable assertions leave it to X-Request-ID
+            caller = dataclasses.replace(caller, request_id=state.get("request_id"))
+        state["caller"] = caller
         await self.app(scope, receive, send)

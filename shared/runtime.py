@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 # A named readiness check: raises (or returns a reason string) when not ready.
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+# A named section of /ready that informs without gating (the gateway's view of its upstreams:
+# one service down must not take the whole front door out of rotation).
+ReadinessReport = Callable[[], Awaitable[dict[str, Any]]]
 
 SESSION_STATE_KEY = "db_session"
 
@@ -57,6 +60,7 @@ class Runtime:
     redis: Redis | None = None
     idempotency: IdempotencyRepository | None = None
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    readiness_reports: dict[str, ReadinessReport] = field(default_factory=dict)
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -13,6 +13,7 @@ missing secrets, a wildcard CORS origin, sandbox endpoints, or SQLite.
 from __future__ import annotations
 
 import enum
+import os
 import re
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -116,6 +117,13 @@ class KassaSettings(BaseSettings):
         default=20.0, gt=0, description="Longest wait for in-flight requests on shutdown."
     )
     var_dir: str = Field(default="var", description="Where embedded-mode files live.")
+    # WEB_CONCURRENCY (the name Heroku, gunicorn and uvicorn use) is read as the default, not
+    # through the unprefixed source, so that <P>WORKERS still wins when both are set.
+    workers: int = Field(
+        default_factory=lambda: int(os.environ.get("WEB_CONCURRENCY") or 1),
+        ge=1,
+        description="Server processes sharing the port; WEB_CONCURRENCY when unset.",
+    )
 
     @classmethod
     def settings_customise_sources(
