@@ -120,9 +120,13 @@ Loader = Callable[[str], Awaitable[Principal | None]]
 class KeyCache:
     """Hash → principal, in process and (optionally) in Redis; see the module doc."""
 
-    def __init__(self, ttl_s: float, redis: Redis | None = None) -> None:
+    def __init__(
+        self, ttl_s: float, redis: Redis | None = None, subscriber: Redis | None = None
+    ) -> None:
         self._ttl_s = ttl_s
         self._redis = redis
+        # Pub/sub holds a connection open; it gets a client with patient timeouts.
+        self._subscriber = subscriber or redis
         self._local: dict[str, tuple[float, Principal | None]] = {}
         self._epoch = 0
         self._listening = redis is None  # without Redis there is no one else to hear from
@@ -175,7 +179,7 @@ class KeyCache:
 
     async def listen(self) -> None:
         """Apply other processes' invalidations until cancelled; resubscribes after failures."""
-        if self._redis is None:
+        if self._subscriber is None:
             return
         backoff = 0.5
         while True:
@@ -190,20 +194,20 @@ class KeyCache:
             backoff = min(backoff * 2, 10.0)
 
     async def _listen_once(self) -> None:
-        assert self._redis is not None
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        assert self._subscriber is not None
+        pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(CHANNEL)
             # Whatever was published while we were not subscribed is lost: start clean.
             self.clear_local()
             self._set_listening(True)
             while True:
-                message = await pubsub.get_message(timeout=5.0)
+                message = await pubsub.get_message(timeout=1.0)
                 if message is not None and message.get("type") == "message":
                     self._forget(orjson.loads(message["data"]))
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _set_listening(self, up: bool) -> None:
         if up != self._listening:
@@ -238,8 +242,8 @@ class KeyCache:
         except (RedisError, OSError) as exc:
             log.warning("key_cache_redis_unavailable", error=str(exc))
             return None, None
-        principal = Principal.from_json(raw) if raw is not None else None
-        return principal, (generation.decode() if generation is not None else "0")
+        principal = Principal.from_json(_as_bytes(raw)) if raw is not None else None
+        return principal, (_as_bytes(generation).decode() if generation is not None else "0")
 
     async def _redis_store(self, key_hash: str, principal: Principal, generation: str) -> None:
         assert self._store_if_current is not None
@@ -250,3 +254,7 @@ class KeyCache:
             )
         except (RedisError, OSError) as exc:
             log.warning("key_cache_redis_unavailable", error=str(exc))
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()

@@ -33,6 +33,8 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The key that replaced this one in a rotation; set once, which makes rotation single-shot.
+    replaced_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 idempotency_keys = idempotency_table(Base.metadata)

@@ -1,30 +1,38 @@
-"""The gateway's hot path: ``/v1/<service>/<path>`` to the service, as lean ASGI.
+"""The gateway's hot path: authenticate, authorise, rate limit, relay, as lean ASGI.
 
 FastAPI routing and dependency injection cost more than the whole proxy hop (measured in
-``../shared/specs/gateway.md``), so proxied requests never reach the router: this middleware
-authenticates the key, signs the caller assertion and relays the exchange with an aiohttp
-session (httpx's pool collapses under concurrency). Everything else (health, admin, docs)
-falls through to FastAPI.
+``../shared/specs/gateway.md``), so proxied requests never reach the router. Per request the
+work is: the routing table lookup, an HMAC of the key and a dict hit in the key cache, one
+Redis round trip for the rate limit, a reused signed assertion, and the exchange with the
+upstream over a pooled aiohttp session (httpx's pool collapses under concurrency). The
+gateway's own API under ``/v1/admin/`` is authenticated and limited here too, then served by
+FastAPI; everything else (health, docs) falls through untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import random
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
-from starlette.datastructures import Headers
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.authentication import Authenticator, presented_key, refuse_key_in_query
-from gateway.key_cache import KeyCache
+from gateway.authentication import Authenticator, authorise, refuse_key_in_query
+from gateway.breaker import CircuitBreaker
+from gateway.config import UpstreamPolicy
+from gateway.key_cache import KeyCache, Principal
+from gateway.rate_limit import Decision, Quota, RateLimiter
+from gateway.routes import ADMIN_UPSTREAM, ClientAddress, Route, RouteClass, RoutingTable
+from gateway.usage import UsageRecorder
 from shared.context import child_traceparent, traceparent_var
 from shared.errors import KassaError, render_kassa_error
-from shared.identity import ASSERTION_HEADER, AssertionSigner, Caller
+from shared.identity import ASSERTION_HEADER, AssertionSigner
 from shared.logging import get_logger
 from shared.middleware import ROUTE_TEMPLATE_KEY
-from shared.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -54,10 +62,25 @@ NOT_FORWARDED = HOP_BY_HOP | {
     "x-forwarded-host",
     "x-forwarded-proto",
 }
+NOT_RETURNED = HOP_BY_HOP | {"x-request-id", "server", "date"}
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+RETRY_BASE_DELAY_S = 0.05
 
-
-# The gateway's own API under /v1/admin/: authenticated here, served by FastAPI.
-ADMIN = "admin"
+GATEWAY_REQUESTS = Histogram(
+    "kassa_gateway_request_duration_seconds",
+    "Proxied requests by route class, upstream and status class, with their latency.",
+    ["route_class", "upstream", "status_class"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+UPSTREAM_ERRORS = Counter(
+    "kassa_gateway_upstream_errors_total",
+    "Failed upstream exchanges by upstream and kind.",
+    ["upstream", "kind"],
+)
+UPSTREAM_RETRIES = Counter(
+    "kassa_gateway_upstream_retries_total", "Upstream attempts repeated.", ["upstream"]
+)
 
 
 class PayloadTooLarge(KassaError):
@@ -78,25 +101,64 @@ class GatewayTimeout(KassaError):
     title = "Upstream service timed out"
 
 
+@dataclass(frozen=True)
+class Upstream:
+    """One service the gateway relays to."""
+
+    name: str
+    base_url: str
+    audience: str  # the app name its assertions are addressed to ("ledger" -> "ledger_fee")
+    policy: UpstreamPolicy
+    timeout: aiohttp.ClientTimeout
+    breaker: CircuitBreaker
+
+
+class QuotaBook:
+    """The quota of a route class for a key's tier (a factor of 0 means unlimited)."""
+
+    def __init__(self, base: dict[RouteClass, Quota], tiers: dict[str, float]) -> None:
+        self._base = base
+        self._tiers = tiers
+        self._cache: dict[tuple[RouteClass, str], Quota | None] = {}
+
+    def quota(self, route_class: RouteClass, tier: str) -> Quota | None:
+        cached = self._cache.get((route_class, tier), ...)
+        if cached is not ...:
+            return cached
+        base = self._base[route_class]
+        factor = self._tiers.get(tier, self._tiers.get("default", 1.0))
+        quota = (
+            None
+            if factor == 0
+            else Quota(
+                name=f"{route_class.value}-{tier}" if tier != "default" else route_class.value,
+                limit=max(1, round(base.limit * factor)),
+                window_s=base.window_s,
+            )
+        )
+        self._cache[(route_class, tier)] = quota
+        return quota
+
+
 @dataclass
 class GatewayState:
-    """What the proxy needs at run time; built in the gateway's lifespan."""
+    """What the hot path needs at run time; built in the gateway's lifespan."""
 
-    runtime: Runtime
     signer: AssertionSigner
     session: aiohttp.ClientSession
     authenticator: Authenticator
     key_cache: KeyCache
-    upstreams: dict[str, str]
-    public_routes: dict[str, str]
+    routes: RoutingTable
+    upstreams: dict[str, Upstream]
+    limiter: RateLimiter
+    quotas: QuotaBook
+    client_address: ClientAddress
+    usage: UsageRecorder
     max_body_bytes: int
-    timeout: aiohttp.ClientTimeout
-    # Upstream name -> the app name its assertions are addressed to ("ledger" -> "ledger_fee").
-    audiences: dict[str, str]
 
 
 class GatewayProxy:
-    """Relays ``/v1/<name>/...`` and the public routes; passes everything else on."""
+    """The front door for ``/v1/...`` and the public routes; passes everything else on."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -106,97 +168,114 @@ class GatewayProxy:
             await self.app(scope, receive, send)
             return
         state: GatewayState | None = getattr(scope["app"].state, "gateway", None)
-        target = self._match(scope["path"], state) if state is not None else None
-        if target is None or state is None:
+        route = state.routes.resolve(scope["method"], scope["path"]) if state else None
+        if route is None or state is None:
             await self.app(scope, receive, send)
             return
-        name, upstream_path, public = target
-        if name == ADMIN:
-            try:
-                await self._authenticate(scope, state, public=False)
-            except KassaError as error:
-                await render_kassa_error(error, instance=scope["path"])(scope, receive, send)
-                return
-            await self.app(scope, receive, send)
-            return
-        scope[ROUTE_TEMPLATE_KEY] = scope["path"] if public else f"/v1/{name}/{{path}}"
+        scope[ROUTE_TEMPLATE_KEY] = route.template
+        started = time.perf_counter()
+        exchange = _Exchange(scope, send)
         try:
-            caller = await self._authenticate(scope, state, public)
-            body = await _read_body(receive, state.max_body_bytes)
-            await self._relay(scope, send, state, name, upstream_path, caller, body)
+            await self._handle(state, route, scope, receive, exchange)
         except KassaError as error:
-            await render_kassa_error(error, instance=scope["path"])(scope, receive, send)
+            if exchange.started:
+                raise
+            response = render_kassa_error(error, instance=scope["path"])
+            await response(scope, receive, exchange.send)
+        finally:
+            GATEWAY_REQUESTS.labels(
+                route.route_class.value, route.upstream, f"{exchange.status // 100}xx"
+            ).observe(time.perf_counter() - started)
 
-    @staticmethod
-    def _match(path: str, state: GatewayState) -> tuple[str, str, bool] | None:
-        public_upstream = state.public_routes.get(path)
-        if public_upstream is not None:
-            return public_upstream, path, True
-        if not path.startswith("/v1/"):
-            return None
-        name, _, rest = path[4:].partition("/")
-        if name == ADMIN:
-            return name, path, False
-        if name not in state.upstreams:
-            return None
-        return name, "/" + rest, False
-
-    @staticmethod
-    async def _authenticate(scope: Scope, state: GatewayState, public: bool) -> Caller:
-        refuse_key_in_query(scope.get("query_string", b""))
-        request_id = scope.get("state", {}).get("request_id")
-        if public:
-            return Caller(key_id="public", owner="public", request_id=request_id)
-        principal = await state.authenticator.authenticate(presented_key(Headers(scope=scope)))
-        caller = principal.caller(request_id)
-        scope.setdefault("state", {})["caller"] = caller
-        return caller
-
-    async def _relay(
+    async def _handle(
         self,
-        scope: Scope,
-        send: Send,
         state: GatewayState,
-        name: str,
-        upstream_path: str,
-        caller: Caller,
-        body: bytes,
+        route: Route,
+        scope: Scope,
+        receive: Receive,
+        exchange: _Exchange,
     ) -> None:
-        url = state.upstreams[name] + upstream_path
-        if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
-        headers = _upstream_headers(scope, state, name, caller)
-        try:
-            async with state.session.request(
-                scope["method"],
-                url,
-                data=body or None,
-                headers=headers,
-                timeout=state.timeout,
-                allow_redirects=False,
-                auto_decompress=False,
-            ) as upstream:
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": upstream.status,
-                        "headers": _downstream_headers(upstream),
-                    }
-                )
-                async for chunk in _chunks(upstream):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            log.warning("upstream_unreachable", upstream=name, error=str(exc))
-            raise BadGateway(f"The {name} service could not be reached.") from exc
-        except TimeoutError as exc:
-            log.warning("upstream_timeout", upstream=name)
-            raise GatewayTimeout(f"The {name} service did not answer in time.") from exc
+        refuse_key_in_query(scope.get("query_string", b""))
+        headers = _header_dict(scope)
+        principal = await _principal(state, route, headers)
+        await _limit(state, route, scope, headers, principal, exchange)
+        request_id = scope.get("state", {}).get("request_id")
+        if principal is not None:
+            scope.setdefault("state", {})["caller"] = principal.caller(request_id)
+        if route.upstream == ADMIN_UPSTREAM:
+            await self.app(scope, receive, exchange.send)
+            return
+        body = await _read_body(receive, state.max_body_bytes)
+        await _relay(state, route, scope, headers, principal, body, exchange)
 
 
-async def _chunks(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    async for chunk in upstream.content.iter_any():
-        yield chunk
+class _Exchange:
+    """The client's side of one request: its send, the status sent, headers to add."""
+
+    def __init__(self, scope: Scope, send: Send) -> None:
+        self._scope = scope
+        self._send = send
+        self.status = 500
+        self.started = False
+        self.extra_headers: list[tuple[bytes, bytes]] = []
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            self.status = message["status"]
+            if self.extra_headers:
+                message["headers"] = [*message.get("headers", []), *self.extra_headers]
+        await self._send(message)
+
+
+def _header_dict(scope: Scope) -> dict[str, str]:
+    # The last value wins for repeated headers, as the proxy forwards one value per name.
+    return {
+        name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
+    }
+
+
+async def _principal(
+    state: GatewayState, route: Route, headers: dict[str, str]
+) -> Principal | None:
+    if route.public:
+        return None
+    principal = await state.authenticator.authenticate(_presented_key(headers))
+    authorise(principal, route.scopes, route.callers)
+    state.usage.record(principal.key_id, time.time())
+    return principal
+
+
+def _presented_key(headers: dict[str, str]) -> str | None:
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return headers.get("x-api-key") or None
+
+
+async def _limit(
+    state: GatewayState,
+    route: Route,
+    scope: Scope,
+    headers: dict[str, str],
+    principal: Principal | None,
+    exchange: _Exchange,
+) -> None:
+    if principal is None:
+        client = scope.get("client")
+        identity = "ip:" + state.client_address.of(
+            client[0] if client else None, headers.get("x-forwarded-for")
+        )
+        quota = state.quotas.quota(route.route_class, "default")
+    else:
+        identity = "key:" + principal.key_id
+        quota = state.quotas.quota(route.route_class, principal.tier)
+    if quota is None:
+        return
+    decision: Decision = await state.limiter.check(route.route_class.value, identity, quota)
+    if not decision.allowed:
+        raise decision.refusal()
+    exchange.extra_headers.extend(decision.headers())
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -216,30 +295,141 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 
 def _upstream_headers(
-    scope: Scope, state: GatewayState, name: str, caller: Caller
+    scope: Scope,
+    headers: dict[str, str],
+    state: GatewayState,
+    upstream: Upstream,
+    principal: Principal | None,
 ) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope["headers"]:
-        header = raw_name.decode("latin-1").lower()
-        if header not in NOT_FORWARDED:
-            headers[header] = raw_value.decode("latin-1")
-    request_id = scope.get("state", {}).get("request_id", "")
-    headers["x-request-id"] = request_id
-    headers["traceparent"] = child_traceparent(traceparent_var.get())
-    headers[ASSERTION_HEADER] = state.signer.sign(caller, audience=state.audiences.get(name, name))
+    forwarded = {name: value for name, value in headers.items() if name not in NOT_FORWARDED}
+    forwarded["x-request-id"] = scope.get("state", {}).get("request_id", "")
+    forwarded["traceparent"] = child_traceparent(traceparent_var.get())
+    if principal is not None:
+        forwarded[ASSERTION_HEADER] = state.signer.sign_reusable(
+            principal.caller(None), audience=upstream.audience
+        )
     client = scope.get("client")
     if client:
-        headers["x-forwarded-for"] = client[0]
-    headers["x-forwarded-proto"] = scope.get("scheme", "http")
-    host = Headers(scope=scope).get("host")
+        prior = headers.get("x-forwarded-for")
+        forwarded["x-forwarded-for"] = f"{prior}, {client[0]}" if prior else client[0]
+    forwarded["x-forwarded-proto"] = scope.get("scheme", "http")
+    host = headers.get("host")
     if host:
-        headers["x-forwarded-host"] = host
-    return headers
+        forwarded["x-forwarded-host"] = host
+    return forwarded
 
 
-def _downstream_headers(upstream: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
-    return [
-        (name.lower(), value)
-        for name, value in upstream.raw_headers
-        if name.decode("latin-1").lower() not in HOP_BY_HOP | {"x-request-id", "server", "date"}
-    ]
+def _retryable(scope: Scope, headers: dict[str, str]) -> bool:
+    return scope["method"] in IDEMPOTENT_METHODS or "idempotency-key" in headers
+
+
+async def _relay(
+    state: GatewayState,
+    route: Route,
+    scope: Scope,
+    headers: dict[str, str],
+    principal: Principal | None,
+    body: bytes,
+    exchange: _Exchange,
+) -> None:
+    upstream = state.upstreams[route.upstream]
+    url = upstream.base_url + route.upstream_path
+    if scope.get("query_string"):
+        url += "?" + scope["query_string"].decode("latin-1")
+    request: dict[str, Any] = {
+        "method": scope["method"],
+        "url": url,
+        "data": body or None,
+        "headers": _upstream_headers(scope, headers, state, upstream, principal),
+        "timeout": upstream.timeout,
+        "allow_redirects": False,
+        "auto_decompress": False,
+    }
+    attempts = 1 + (upstream.policy.retries if _retryable(scope, headers) else 0)
+    for attempt in range(1, attempts + 1):
+        upstream.breaker.admit()
+        last = attempt == attempts
+        response = await _attempt(state, upstream, request, last)
+        if response is None:
+            await _backoff(upstream, attempt)
+            continue
+        try:
+            if response.status in RETRYABLE_STATUSES:
+                upstream.breaker.record_failure()
+                UPSTREAM_ERRORS.labels(upstream.name, f"status_{response.status}").inc()
+                if not last:
+                    await _backoff(upstream, attempt)
+                    continue
+            else:
+                upstream.breaker.record_success()
+            await _stream_back(upstream, response, exchange)
+            return
+        finally:
+            response.release()
+
+
+async def _attempt(
+    state: GatewayState, upstream: Upstream, request: dict[str, Any], last: bool
+) -> aiohttp.ClientResponse | None:
+    """The upstream's response; ``None`` when the attempt failed and may be repeated."""
+    try:
+        return await state.session.request(**request)
+    except aiohttp.ConnectionTimeoutError as exc:
+        _failed(upstream, "connect_timeout", exc, last, GatewayTimeout, "did not accept")
+        return None
+    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+        _failed(upstream, "unreachable", exc, last, BadGateway, "could not be reached")
+        return None
+    except TimeoutError as exc:
+        # The request may have been acted on: never repeated, whatever the method.
+        _failed(upstream, "timeout", exc, True, GatewayTimeout, "did not answer in time")
+    except aiohttp.ClientError as exc:
+        _failed(upstream, "protocol", exc, True, BadGateway, "answered with a broken reply")
+    raise AssertionError("unreachable")  # pragma: no cover - _failed raises when last
+
+
+def _failed(
+    upstream: Upstream,
+    kind: str,
+    exc: BaseException,
+    last: bool,
+    error: type[KassaError],
+    what: str,
+) -> None:
+    upstream.breaker.record_failure()
+    UPSTREAM_ERRORS.labels(upstream.name, kind).inc()
+    log.warning("upstream_failed", upstream=upstream.name, kind=kind, error=str(exc) or kind)
+    if last:
+        raise error(f"The {upstream.name} service {what}.") from exc
+
+
+async def _backoff(upstream: Upstream, attempt: int) -> None:
+    UPSTREAM_RETRIES.labels(upstream.name).inc()
+    # Full jitter: replicas retrying together must not hit a recovering service in lockstep.
+    await asyncio.sleep(random.uniform(0, RETRY_BASE_DELAY_S * 2 ** (attempt - 1)))
+
+
+async def _stream_back(
+    upstream: Upstream, response: aiohttp.ClientResponse, exchange: _Exchange
+) -> None:
+    await exchange.send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": [
+                (name.lower(), value)
+                for name, value in response.raw_headers
+                if name.decode("latin-1").lower() not in NOT_RETURNED
+            ],
+        }
+    )
+    try:
+        async for chunk in response.content.iter_any():
+            await exchange.send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # Too late for a problem reply: returning without finishing makes the server drop
+        # the connection, so the client sees a truncated reply rather than a wrong one.
+        UPSTREAM_ERRORS.labels(upstream.name, "broken_stream").inc()
+        log.warning("upstream_stream_broken", upstream=upstream.name, error=str(exc))
+        return
+    await exchange.send({"type": "http.response.body", "body": b"", "more_body": False})

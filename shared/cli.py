@@ -4,6 +4,7 @@ kassa run                     every app, embedded default unless DATABASE_URL/RE
 kassa serve ledger_fee        one app in this process
 kassa migrate [APP ...]       upgrade each app's database to head (all apps by default)
 kassa revision APP -m MSG     autogenerate a migration from the models
+kassa keys ACTION ...         create, list, rotate and revoke API keys (kassa keys --help)
 """
 
 from __future__ import annotations
@@ -56,12 +57,24 @@ def _parser() -> argparse.ArgumentParser:
     revision.add_argument("app")
     revision.add_argument("-m", "--message", required=True)
     commands.add_parser("run", help="start every app and wait until they are ready")
+    # Listed for --help only: main() hands `kassa keys ...` to the gateway's own parser.
+    commands.add_parser("keys", help="create, list, rotate and revoke API keys")
     return parser
+
+
+def keys(argv: Sequence[str]) -> int:
+    """``kassa keys ...``: the gateway's key tool, imported by name as the apps are."""
+    keys_cli = importlib.import_module(app_entry("gateway").module.rsplit(".", 1)[0] + ".keys_cli")
+    status: int = keys_cli.main(argv)
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kassa`` command."""
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["keys"]:
+        return keys(words[1:])
+    args = _parser().parse_args(words)
     if args.command == "serve":
         from shared.server import serve
 
