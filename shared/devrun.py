@@ -5,6 +5,10 @@ in-process rate limits. With ``DATABASE_URL`` pointing at PostgreSQL each app ge
 database beside it (``<name>_<app>``, created if missing); with ``REDIS_URL`` the apps use it.
 Development secrets (the gateway's signing key, the API-key HMAC secret) are generated once
 into ``var/secrets/``; the admin key is ``KASSA_BOOTSTRAP_ADMIN_KEY`` or a new one per run.
+
+The sandboxes (``shared.topology.SANDBOXES``, local stand-ins for outside systems) start first,
+on their ports plus ``KASSA_PORT_OFFSET``, and stop last; each app finds a sandbox through the
+variable the sandbox names (``SOLANA_RPC_URL``) unless that is set already.
 """
 
 from __future__ import annotations
@@ -25,13 +29,17 @@ from sqlalchemy.engine import make_url
 from shared.api_key_format import generate_api_key
 from shared.identity import generate_signing_key, public_pem_of
 from shared.settings import DEVELOPMENT_SECRET_PREFIX
-from shared.topology import APPS, GATEWAY, SERVICES, AppEntry
+from shared.topology import APPS, GATEWAY, SANDBOXES, SERVICES, AppEntry, SandboxEntry
 
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
+# Where `python -m <sandbox module>` resolves: the directory holding the top-level packages.
+_PACKAGES_ROOT = Path(__file__).resolve().parents[1]
+
+Entry = AppEntry | SandboxEntry
 
 
-def _port(entry: AppEntry, env: Mapping[str, str]) -> int:
+def _port(entry: Entry, env: Mapping[str, str]) -> int:
     return entry.port + int(env.get("KASSA_PORT_OFFSET", "0"))
 
 
@@ -105,7 +113,14 @@ def prepare_environment(base: Mapping[str, str], var_dir: Path) -> dict[str, str
         f"{entry.gateway_prefix}=http://127.0.0.1:{_port(entry, env)}" for entry in SERVICES
     )
     env.setdefault("GATEWAY_UPSTREAMS", upstreams)
+    for sandbox in SANDBOXES:
+        if sandbox.url_env:
+            env.setdefault(sandbox.url_env, _sandbox_url(sandbox, env))
     return env
+
+
+def _sandbox_url(entry: SandboxEntry, env: Mapping[str, str]) -> str:
+    return f"http://127.0.0.1:{_port(entry, env)}"
 
 
 def _start(entry: AppEntry, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
@@ -116,9 +131,16 @@ def _start(entry: AppEntry, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_ready(
-    processes: Mapping[AppEntry, subprocess.Popen[bytes]], env: Mapping[str, str]
-) -> None:
+def _start_sandbox(entry: SandboxEntry, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", entry.module, "serve", "--port", str(_port(entry, env))],
+        env=dict(env),
+        cwd=_PACKAGES_ROOT,
+        start_new_session=True,
+    )
+
+
+def _wait_ready(processes: Mapping[Entry, subprocess.Popen[bytes]], env: Mapping[str, str]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     pending = dict(processes)
     with httpx.Client(timeout=2.0) as client:
@@ -138,7 +160,7 @@ def _wait_ready(
             time.sleep(0.2)
 
 
-def stop_all(processes: Mapping[AppEntry, subprocess.Popen[bytes]]) -> None:
+def stop_all(processes: Mapping[Entry, subprocess.Popen[bytes]]) -> None:
     """SIGTERM every child, wait for them to finish in-flight work, then kill stragglers."""
     for process in processes.values():
         if process.poll() is None:
@@ -156,6 +178,9 @@ def _banner(env: Mapping[str, str]) -> str:
     gateway = f"http://127.0.0.1:{_port(GATEWAY, env)}"
     lines = ["", "Kassa is running:"]
     lines += [f"  {entry.name:<12} http://127.0.0.1:{_port(entry, env)}" for entry in APPS]
+    if SANDBOXES:
+        lines += ["", "Sandboxes (local stand-ins for outside systems):"]
+        lines += [_sandbox_line(entry, env) for entry in SANDBOXES]
     lines += [
         "",
         "Development admin API key (shown once; set KASSA_BOOTSTRAP_ADMIN_KEY to choose it):",
@@ -172,6 +197,12 @@ def _banner(env: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _sandbox_line(entry: SandboxEntry, env: Mapping[str, str]) -> str:
+    url = _sandbox_url(entry, env)
+    used = entry.url_env and env.get(entry.url_env) == url
+    return f"  {entry.name:<12} {url}" + (f"  ({entry.url_env})" if used else "")
+
+
 def _migrate(env: MutableMapping[str, str]) -> None:
     subprocess.run([sys.executable, "-m", "shared.cli", "migrate"], env=dict(env), check=True)
 
@@ -185,21 +216,27 @@ def run_all(base_env: Mapping[str, str] | None = None) -> int:
     asyncio.run(
         ensure_postgres_databases([env[f"{entry.env_prefix}DATABASE_URL"] for entry in APPS])
     )
-    _migrate(env)
     stopping = False
 
     def request_stop(_sig: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    processes = {entry: _start(entry, env) for entry in APPS}
+    # Sandboxes boot while the databases migrate; apps start once the sandboxes answer.
+    sandboxes: dict[Entry, subprocess.Popen[bytes]] = {
+        entry: _start_sandbox(entry, env) for entry in SANDBOXES
+    }
+    processes: dict[Entry, subprocess.Popen[bytes]] = {}
     try:
+        _migrate(env)
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        _wait_ready(sandboxes, env)
+        processes.update({entry: _start(entry, env) for entry in APPS})
         _wait_ready(processes, env)
         print(_banner(env), flush=True)
         while not stopping:
-            for entry, process in processes.items():
+            for entry, process in (*processes.items(), *sandboxes.items()):
                 if process.poll() is not None:
                     print(f"{entry.name} exited with code {process.returncode}", file=sys.stderr)
                     return 1
@@ -208,5 +245,6 @@ def run_all(base_env: Mapping[str, str] | None = None) -> int:
         print(f"kassa run: {exc}", file=sys.stderr)
         return 1
     finally:
-        stop_all(processes)
+        stop_all(processes)  # apps first: they may still call a sandbox while they drain
+        stop_all(sandboxes)
     return 0

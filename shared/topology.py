@@ -1,6 +1,6 @@
-"""The apps Kassa runs, their fixed local ports and environment prefixes.
+"""The apps Kassa runs, their fixed local ports and environment prefixes, and the sandboxes.
 
-Names only (module paths as strings): ``shared`` never imports a service.
+Names only (module paths as strings): ``shared`` never imports a service or a sandbox.
 """
 
 from __future__ import annotations
@@ -33,6 +33,21 @@ SERVICES = (
 APPS = (GATEWAY, *SERVICES)
 # Sandboxes (stand-ins for Solana, TrovoTech and KRA) take ports from here on.
 SANDBOX_BASE_PORT = 8101
+
+
+@dataclass(frozen=True)
+class SandboxEntry:
+    """One local stand-in for an outside system, run with ``python -m <module> serve --port P``."""
+
+    name: str
+    module: str  # a package with a __main__ that serves it
+    port: int
+    url_env: str | None = None  # the variable the apps read to find it (set by `kassa run`)
+
+
+SANDBOXES = (
+    SandboxEntry("solana_rpc", "sandboxes.solana_rpc", SANDBOX_BASE_PORT, "SOLANA_RPC_URL"),
+)
 
 
 def app_entry(name: str) -> AppEntry:
