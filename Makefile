@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint fmt migrate bench lock clean
+.PHONY: install run test lint fmt migrate bench bench-gateway lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ migrate: install
 ## make bench [BENCH=name]: benchmarks that print ratios against a peer measured in the same run
 bench: install
 	$(PY) -m bench $(BENCH)
+
+## make bench-gateway: the same upstream direct, behind nginx and behind the gateway, under wrk
+bench-gateway: install
+	$(PY) -m bench gateway
 
 ## make lock: re-pin constraints.txt from the current environment
 lock: install
