@@ -25,7 +25,7 @@ from gateway.openapi import MergedOpenApi, openapi_router
 from gateway.proxy import GatewayProxy, GatewayState, QuotaBook, Upstream
 from gateway.rate_limit import Quota, RateLimiter
 from gateway.routes import ClientAddress, RouteClass, RoutingTable
-from gateway.service import api_key_service
+from gateway.service import api_key_secret, api_key_service
 from gateway.usage import UsageRecorder
 from shared.app_factory import AppSpec, LifespanExtension, create_kassa_app
 from shared.identity import ASSERTION_HEADER, AssertionSigner, Caller
@@ -150,7 +150,7 @@ def _lifespan(settings: GatewaySettings) -> LifespanExtension:
             _required_secret(settings.identity_signing_key, "GATEWAY_IDENTITY_SIGNING_KEY"),
             ttl_s=settings.identity_ttl_s,
         )
-        secret = _required_secret(settings.api_key_secret, "GATEWAY_API_KEY_SECRET").encode()
+        secret = api_key_secret(settings)
         if settings.bootstrap_admin_key is not None:
             async with runtime.database.session() as session, session.begin():
                 await api_key_service.ensure_bootstrap_key(

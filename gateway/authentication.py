@@ -8,11 +8,11 @@ cached expiry, so a cache never extends a key's life.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.datastructures import Headers
 
 from gateway.key_cache import KeyCache, Principal
 from gateway.models import ApiKey
@@ -55,8 +55,8 @@ class CallerNotPermitted(Forbidden):
     title = "This route admits only certain service identities"
 
 
-def presented_key(headers: Headers) -> str | None:
-    """The API key from ``Authorization: Bearer`` or ``X-API-Key``."""
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The API key from ``Authorization: Bearer`` or ``X-API-Key`` (lower-case header names)."""
     authorization = headers.get("authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():

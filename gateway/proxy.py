@@ -21,7 +21,12 @@ import aiohttp
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.authentication import Authenticator, authorise, refuse_key_in_query
+from gateway.authentication import (
+    Authenticator,
+    authorise,
+    presented_key,
+    refuse_key_in_query,
+)
 from gateway.breaker import CircuitBreaker
 from gateway.config import UpstreamPolicy
 from gateway.key_cache import KeyCache, Principal
@@ -240,17 +245,10 @@ async def _principal(
 ) -> Principal | None:
     if route.public:
         return None
-    principal = await state.authenticator.authenticate(_presented_key(headers))
+    principal = await state.authenticator.authenticate(presented_key(headers))
     authorise(principal, route.scopes, route.callers)
     state.usage.record(principal.key_id, time.time())
     return principal
-
-
-def _presented_key(headers: dict[str, str]) -> str | None:
-    scheme, _, credentials = headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return headers.get("x-api-key") or None
 
 
 async def _limit(
