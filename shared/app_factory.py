@@ -26,7 +26,7 @@ from shared.http_client import HttpClient
 from shared.idempotency import IdempotencyRepository
 from shared.identity import AssertionVerifier, load_public_keys
 from shared.logging import configure_logging, get_logger
-from shared.middleware import CallerIdentityMiddleware, ObservabilityMiddleware
+from shared.middleware import QUIET_PATHS, CallerIdentityMiddleware, ObservabilityMiddleware
 from shared.migrations import Migrations
 from shared.runtime import Lifecycle, Runtime
 from shared.settings import KassaSettings
@@ -49,6 +49,10 @@ class AppSpec:
     idempotency_table: Table | None = None
     # Services verify the gateway's caller assertion; the gateway itself authenticates keys.
     verify_callers: bool = True
+    # Exact paths served without a caller assertion besides health, readiness and metrics: a
+    # provider's webhook that reaches the service through the gateway's public routes (no API
+    # key, so no assertion) and proves itself with its own signature, checked by its route.
+    public_paths: Sequence[str] = ()
     lifespan_extension: LifespanExtension | None = None
     # Innermost first: wrapped around the router, inside identity and observability.
     middleware: Sequence[MiddlewareFactory] = field(default_factory=tuple)
@@ -66,6 +70,7 @@ def _build_runtime(spec: AppSpec, lifecycle: Lifecycle) -> Runtime:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout_s=settings.db_pool_timeout_s,
+        pre_ping=settings.db_pool_pre_ping,
     )
     redis: Redis | None = None
     if settings.redis_url:
@@ -136,7 +141,11 @@ def create_kassa_app(spec: AppSpec) -> FastAPI:
         verifier = AssertionVerifier(
             load_public_keys(spec.settings.identity_public_keys), audience=spec.settings.app_name
         )
-        app.add_middleware(CallerIdentityMiddleware, verifier=verifier)
+        app.add_middleware(
+            CallerIdentityMiddleware,
+            verifier=verifier,
+            open_paths=QUIET_PATHS | frozenset(spec.public_paths),
+        )
     app.add_middleware(ObservabilityMiddleware, app_name=spec.settings.app_name)
     return app
 

@@ -9,11 +9,12 @@ keeps the same correctness guarantees Postgres gives through row locks.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import Gauge
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import DateTime, Dialect, MetaData, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.types import TypeDecorator
 
 # Constraint names that are stable across databases, so migrations can refer to them.
 NAMING_CONVENTION = {
@@ -42,6 +44,30 @@ DB_POOL_CAPACITY = Gauge(
     "Most connections the pool will open (pool size plus overflow).",
     ["app"],
 )
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A ``timestamptz`` that is timezone-aware UTC on every backend.
+
+    PostgreSQL keeps the zone; SQLite stores text and hands back naive values. Binding converts
+    to UTC (a naive value is refused: its zone is unknowable), reading marks values as UTC, so
+    comparisons and JSON replies are the same on both backends.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware UTC time")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def new_metadata() -> MetaData:
@@ -102,6 +128,7 @@ class Database:
         pool_size: int = 10,
         max_overflow: int = 10,
         pool_timeout_s: float = 5.0,
+        pre_ping: bool = True,
         echo: bool = False,
     ) -> None:
         self.url = url
@@ -119,7 +146,7 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=max_overflow,
                 pool_timeout=pool_timeout_s,
-                pool_pre_ping=True,
+                pool_pre_ping=pre_ping,
             )
             capacity = pool_size + max_overflow
         _track_pool(self.engine, app_name, capacity)

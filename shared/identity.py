@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -224,13 +224,20 @@ def get_caller(request: Request) -> Caller:
     return caller
 
 
-CallerDep = Annotated[Caller, Depends(get_caller)]
+async def _caller_dependency(request: Request) -> Caller:
+    # A coroutine: FastAPI would run a plain function in a worker thread on every request.
+    return get_caller(request)
 
 
-def require_scopes(*scopes: str) -> Callable[[Caller], Caller]:
+CallerDep = Annotated[Caller, Depends(_caller_dependency)]
+# What require_* return: an async dependency handing the admitted caller on.
+CallerCheck = Callable[[Caller], Awaitable[Caller]]
+
+
+def require_scopes(*scopes: str) -> CallerCheck:
     """A dependency admitting callers that hold every one of ``scopes`` (403 otherwise)."""
 
-    def dependency(caller: CallerDep) -> Caller:
+    async def dependency(caller: CallerDep) -> Caller:
         missing = [scope for scope in scopes if not caller.has_scope(scope)]
         if missing:
             raise CallerNotAllowed(f"This route requires the scope(s): {', '.join(missing)}.")
@@ -239,12 +246,23 @@ def require_scopes(*scopes: str) -> Callable[[Caller], Caller]:
     return dependency
 
 
-def require_callers(*services: str, scopes: Iterable[str] = ()) -> Callable[[Caller], Caller]:
+def require_any_scope(*scopes: str) -> CallerCheck:
+    """A dependency admitting callers that hold at least one of ``scopes`` (403 otherwise)."""
+
+    async def dependency(caller: CallerDep) -> Caller:
+        if not any(caller.has_scope(scope) for scope in scopes):
+            raise CallerNotAllowed(f"This route requires one of the scopes: {', '.join(scopes)}.")
+        return caller
+
+    return dependency
+
+
+def require_callers(*services: str, scopes: Iterable[str] = ()) -> CallerCheck:
     """A dependency admitting only the named service identities (and admins)."""
     allowed = frozenset(services)
     needed = tuple(scopes)
 
-    def dependency(caller: CallerDep) -> Caller:
+    async def dependency(caller: CallerDep) -> Caller:
         if caller.service not in allowed and ADMIN_SCOPE not in caller.scopes:
             names = ", ".join(sorted(allowed))
             raise CallerNotAllowed(f"This route admits only the services: {names}.")

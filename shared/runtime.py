@@ -78,5 +78,15 @@ def get_session(request: Request) -> AsyncSession:
     return session
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# FastAPI runs a plain ``def`` dependency in a worker thread; these are coroutines so that
+# resolving them costs no thread hop on every request.
+async def _runtime_dependency(request: Request) -> Runtime:
+    return get_runtime(request)
+
+
+async def _session_dependency(request: Request) -> AsyncSession:
+    return get_session(request)
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime_dependency)]
+SessionDep = Annotated[AsyncSession, Depends(_session_dependency)]

@@ -98,6 +98,14 @@ class KassaSettings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, description="Connections kept per process.")
     db_max_overflow: int = Field(default=10, ge=0, description="Extra connections under load.")
     db_pool_timeout_s: float = Field(default=5.0, gt=0, description="Wait for a free connection.")
+    db_pool_pre_ping: bool = Field(
+        default=True,
+        description=(
+            "Ping each pooled connection before use (one round trip, about 0.5 ms of CPU): a "
+            "dead connection is then never handed out. Off, the first query on a dead one fails "
+            "(503) and the whole pool is renewed."
+        ),
+    )
     redis_url: str | None = Field(default=None, description="redis://…; unset means none.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_json: bool = Field(default=True, description="JSON lines (true) or readable text.")
