@@ -47,6 +47,8 @@ class SandboxEntry:
 
 SANDBOXES = (
     SandboxEntry("solana_rpc", "sandboxes.solana_rpc", SANDBOX_BASE_PORT, "SOLANA_RPC_URL"),
+    SandboxEntry("trovotech", "sandboxes.trovotech", 8102, "TROVOTECH_BASE_URL"),
+    SandboxEntry("etims", "sandboxes.etims", 8103, "KRA_BASE_URL"),
 )
 
 
