@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = {"gateway": "bench.gateway"}
+BENCHMARKS = {"gateway": "bench.gateway", "facilitator": "bench.facilitator"}
 
 
 def main(argv: list[str]) -> int:

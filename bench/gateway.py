@@ -424,11 +424,18 @@ def parse_wrk(output: str) -> WrkResult:
 
 
 def run_wrk(
-    wrk: str, url: str, connections: int, duration_s: float, headers: Mapping[str, str]
+    wrk: str,
+    url: str,
+    connections: int,
+    duration_s: float,
+    headers: Mapping[str, str],
+    script: Path | None = None,
 ) -> WrkResult:
-    """One wrk run; two threads (one at a single connection)."""
+    """One wrk run; two threads (one at a single connection); ``script`` is a wrk Lua file."""
     command = [wrk, f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration_s:g}s"]
     command += ["--latency", "--timeout=10s"]
+    if script is not None:
+        command += ["-s", str(script)]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     done = subprocess.run([*command, url], capture_output=True, text=True, check=False)

@@ -14,6 +14,7 @@ variable the sandbox names (``SOLANA_RPC_URL``) unless that is set already.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -24,6 +25,7 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 import httpx
+from solders.keypair import Keypair
 from sqlalchemy.engine import make_url
 
 from shared.api_key_format import generate_api_key
@@ -113,10 +115,21 @@ def prepare_environment(base: Mapping[str, str], var_dir: Path) -> dict[str, str
         f"{entry.gateway_prefix}=http://127.0.0.1:{_port(entry, env)}" for entry in SERVICES
     )
     env.setdefault("GATEWAY_UPSTREAMS", upstreams)
+    env.setdefault(
+        "FACILITATOR_FEE_PAYER_KEYS",
+        _secret_file(var_dir, "facilitator_fee_payer.json", _new_solana_keypair()),
+    )
     for sandbox in SANDBOXES:
-        if sandbox.url_env:
-            env.setdefault(sandbox.url_env, _sandbox_url(sandbox, env))
+        if sandbox.url_env and sandbox.url_env not in env:
+            env[sandbox.url_env] = _sandbox_url(sandbox, env)
+            for name, value in sandbox.app_environment:
+                env.setdefault(name, value)
     return env
+
+
+def _new_solana_keypair() -> str:
+    """A fee-payer key for the local cluster, as solana-keygen writes it (a JSON byte array)."""
+    return json.dumps(list(bytes(Keypair())))
 
 
 def _sandbox_url(entry: SandboxEntry, env: Mapping[str, str]) -> str:

@@ -43,10 +43,28 @@ class SandboxEntry:
     module: str  # a package with a __main__ that serves it
     port: int
     url_env: str | None = None  # the variable the apps read to find it (set by `kassa run`)
+    # Settings the apps need to work with this sandbox (its demo mints, its faucet), given to
+    # them by `kassa run` only when it starts the sandbox in place of the real system.
+    app_environment: tuple[tuple[str, str], ...] = ()
 
 
 SANDBOXES = (
-    SandboxEntry("solana_rpc", "sandboxes.solana_rpc", SANDBOX_BASE_PORT, "SOLANA_RPC_URL"),
+    SandboxEntry(
+        "solana_rpc",
+        "sandboxes.solana_rpc",
+        SANDBOX_BASE_PORT,
+        "SOLANA_RPC_URL",
+        app_environment=(
+            ("SOLANA_NETWORK", "devnet"),
+            # The sandbox's USDC-like mints (SPL Token and Token-2022), fixed by its seeds.
+            (
+                "FACILITATOR_EXTRA_MINTS",
+                "7Jk1VYuYPTy1S1PEKg3iK7yVtNGPQARN5p5rwS1w5w2W,"
+                "9XHMrTGYrSVnQ9t3YybikuFGqndd8eevqCqixnyw9jor",
+            ),
+            ("FACILITATOR_AIRDROP_LAMPORTS", "10000000000"),
+        ),
+    ),
     SandboxEntry("trovotech", "sandboxes.trovotech", 8102, "TROVOTECH_BASE_URL"),
     SandboxEntry("etims", "sandboxes.etims", 8103, "KRA_BASE_URL"),
 )

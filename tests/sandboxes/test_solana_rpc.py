@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed, Processed
 from solana.rpc.core import RPCException
 from solana.rpc.models import TxOpts
 from solders.account_decoder import ParsedAccount
 from solders.hash import Hash
-from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.message import MessageV0, to_bytes_versioned
 from solders.pubkey import Pubkey
@@ -36,93 +30,57 @@ from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 from solders.transaction_status import TransactionConfirmationStatus
 from spl.token.instructions import (
-    create_idempotent_associated_token_account,
     get_associated_token_address,
-    transfer_checked,
 )
-from spl.token.models import TransferCheckedParams
 from x402.mechanisms.svm.exact import ExactSvmClientScheme, ExactSvmFacilitatorScheme
 from x402.mechanisms.svm.signers import FacilitatorKeypairSigner, KeypairSigner
 from x402.schemas import PaymentPayload, PaymentRequirements
 
 from sandboxes.solana_rpc import SANDBOX_USDC_2022_MINT, SANDBOX_USDC_MINT
-from sandboxes.solana_rpc.app import create_app
 from sandboxes.solana_rpc.base58 import b58decode, b58encode
 from sandboxes.solana_rpc.cli import main as sandbox_cli
 from sandboxes.solana_rpc.config import (
     MINT_AUTHORITY_SEED,
     USDC_2022_MINT_SEED,
     USDC_MINT_SEED,
-    SandboxSettings,
     sandbox_keypair,
 )
 from shared.devrun import prepare_environment
 from shared.topology import SANDBOX_BASE_PORT, SANDBOXES
-
-USDC = Pubkey.from_string(SANDBOX_USDC_MINT)
-USDC_2022 = Pubkey.from_string(SANDBOX_USDC_2022_MINT)
-TOKEN_PROGRAM = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")
-TOKEN_2022_PROGRAM = Pubkey.from_string("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
-COMPUTE_BUDGET = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
-SOL = 1_000_000_000
-ATA_RENT = 2_039_280  # rent-exempt minimum of a 165-byte SPL token account
-DEVNET = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"
-
-
-# -- running sandboxes ---------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Sandbox:
-    """A sandbox on a real port, and the faucet calls tests make."""
-
-    url: str
-
-    def fund(
-        self, owner: Pubkey, lamports: int = 0, mint: Pubkey | None = None, amount: int = 0
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {"owner": str(owner), "lamports": lamports, "amount": amount}
-        if mint is not None:
-            body["mint"] = str(mint)
-        reply = httpx.post(f"{self.url}/faucet/fund", json=body, timeout=10)
-        assert reply.status_code == 200, reply.text
-        funding: dict[str, Any] = reply.json()
-        return funding
-
-    def advance(self, slots: int) -> int:
-        reply = httpx.post(f"{self.url}/faucet/advance", json={"slots": slots}, timeout=10)
-        assert reply.status_code == 200, reply.text
-        return int(reply.json()["slot"])
-
-    def rpc(self, method: str, *params: Any) -> dict[str, Any]:
-        """One raw JSON-RPC call; the whole reply (``result`` or ``error``)."""
-        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
-        reply: dict[str, Any] = httpx.post(self.url, json=body, timeout=10).json()
-        return reply
-
-
-def _serve(slot_ms: int) -> Iterator[Sandbox]:
-    port = _free_port()
-    settings = SandboxSettings(port=port, slot_ms=slot_ms, log_level="WARNING")
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "the sandbox did not start"
-        time.sleep(0.01)
-    try:
-        yield Sandbox(f"http://127.0.0.1:{port}")
-    finally:
-        server.should_exit = True
-        thread.join(10)
+from tests.solana_sandbox import (
+    ATA_RENT,
+    DEVNET,
+    SOL,
+    TOKEN_2022_PROGRAM,
+    TOKEN_PROGRAM,
+    USDC,
+    USDC_2022,
+    Sandbox,
+)
+from tests.solana_sandbox import (
+    compute_budget as _compute_budget,
+)
+from tests.solana_sandbox import (
+    funded_wallet as _funded_wallet,
+)
+from tests.solana_sandbox import (
+    latest_blockhash as _blockhash,
+)
+from tests.solana_sandbox import (
+    send_raw as _send_raw,
+)
+from tests.solana_sandbox import (
+    serve_sandbox as _serve,
+)
+from tests.solana_sandbox import (
+    signed_transaction as _signed,
+)
+from tests.solana_sandbox import (
+    token_amount as _token_amount,
+)
+from tests.solana_sandbox import (
+    token_payment as _token_payment,
+)
 
 
 @pytest.fixture(scope="module")
@@ -133,65 +91,6 @@ def live() -> Iterator[Sandbox]:
 @pytest.fixture(scope="module")
 def frozen() -> Iterator[Sandbox]:
     yield from _serve(slot_ms=0)
-
-
-# -- transactions ---------------------------------------------------------------------------
-
-
-def _signed(
-    payer: Keypair, instructions: list[Instruction], blockhash: Hash, *others: Keypair
-) -> VersionedTransaction:
-    message = MessageV0.try_compile(payer.pubkey(), instructions, [], blockhash)
-    return VersionedTransaction(message, [payer, *others])
-
-
-def _compute_budget(units: int, micro_lamports: int) -> list[Instruction]:
-    return [
-        Instruction(COMPUTE_BUDGET, bytes([2]) + units.to_bytes(4, "little"), []),
-        Instruction(COMPUTE_BUDGET, bytes([3]) + micro_lamports.to_bytes(8, "little"), []),
-    ]
-
-
-def _token_payment(
-    sender: Keypair, recipient: Pubkey, mint: Pubkey, program: Pubkey, amount: int
-) -> list[Instruction]:
-    """Create the recipient's ATA if needed, then TransferChecked ``amount`` (6 decimals)."""
-    params = TransferCheckedParams(
-        program_id=program,
-        source=get_associated_token_address(sender.pubkey(), mint, program),
-        mint=mint,
-        dest=get_associated_token_address(recipient, mint, program),
-        owner=sender.pubkey(),
-        amount=amount,
-        decimals=6,
-    )
-    create = create_idempotent_associated_token_account(sender.pubkey(), recipient, mint, program)
-    return [create, transfer_checked(params)]
-
-
-def _funded_wallet(sandbox: Sandbox, mint: Pubkey = USDC, amount: int = 10_000_000) -> Keypair:
-    wallet = Keypair()
-    sandbox.fund(wallet.pubkey(), lamports=SOL, mint=mint, amount=amount)
-    return wallet
-
-
-def _blockhash(sandbox: Sandbox) -> Hash:
-    reply = sandbox.rpc("getLatestBlockhash", {"commitment": "processed"})
-    return Hash.from_string(reply["result"]["value"]["blockhash"])
-
-
-def _send_raw(
-    sandbox: Sandbox, tx: VersionedTransaction, encoding: str = "base64", **config: Any
-) -> dict[str, Any]:
-    wire = bytes(tx)
-    encoded = base64.b64encode(wire).decode() if encoding == "base64" else b58encode(wire)
-    return sandbox.rpc("sendTransaction", encoded, {"encoding": encoding, **config})
-
-
-def _token_amount(sandbox: Sandbox, owner: Pubkey, mint: Pubkey, program: Pubkey) -> int:
-    account = get_associated_token_address(owner, mint, program)
-    reply = sandbox.rpc("getTokenAccountBalance", str(account), {"commitment": "processed"})
-    return int(reply["result"]["value"]["amount"])
 
 
 # -- tests ----------------------------------------------------------------------------------
