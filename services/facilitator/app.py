@@ -13,6 +13,7 @@ from solders.keypair import Keypair
 from services.facilitator.announcements import HttpAnnouncer
 from services.facilitator.api import payments_router, router
 from services.facilitator.config import FacilitatorSettings
+from services.facilitator.confirmations import ConfirmationWatcher, watching
 from services.facilitator.fee_payers import FeePayers, parse_fee_payer_keys
 from services.facilitator.models import idempotency_keys
 from services.facilitator.repository import ReplayGuard
@@ -104,16 +105,17 @@ def _lifespan(settings: FacilitatorSettings) -> LifespanExtension:
             commitment=settings.commitment,
             replay_guard=ReplayGuard(runtime.database.engine),
         )
+        watcher = ConfirmationWatcher(rpc, settings.confirm_poll_s)
         settlement = Settlement(
             facilitator,
             runtime.database.sessionmaker,
             SettlementPolicy(
                 commitment=settings.commitment,
                 confirm_timeout_s=settings.confirm_timeout_s,
-                poll_interval_s=settings.confirm_poll_s,
                 memo_nonce_ttl=timedelta(seconds=settings.memo_nonce_ttl_s),
                 claim_ttl_s=settings.settle_lock_ttl_s,
             ),
+            watcher=watcher,
             redis=runtime.redis,
         )
         app.state.facilitator = facilitator
@@ -127,7 +129,7 @@ def _lifespan(settings: FacilitatorSettings) -> LifespanExtension:
             mints=sorted(facilitator.network.allowed_mints),
         )
         try:
-            async with running_tasks(_tasks(settings, runtime, settlement)):
+            async with watching(watcher), running_tasks(_tasks(settings, runtime, settlement)):
                 yield
         finally:
             await rpc.aclose()

@@ -72,7 +72,11 @@ class FacilitatorSettings(KassaSettings):
     confirm_timeout_s: float = Field(
         default=30.0, gt=0, description="Longest wait for confirmation before answering pending."
     )
-    confirm_poll_s: float = Field(default=0.4, gt=0, description="Status poll interval.")
+    confirm_poll_s: float = Field(
+        default=0.1,
+        gt=0,
+        description="Status poll interval (one batched call for every waiting settlement).",
+    )
     rpc_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one RPC call.")
     memo_nonce_ttl_s: int = Field(
         default=86_400, ge=60, description="How long a settled memo cannot be paid again."

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.facilitator.confirmations import ConfirmationWatcher
 from services.facilitator.metrics import DUPLICATE_REJECTIONS, SETTLE_LATENCY, SETTLEMENTS
 from services.facilitator.models import UNFINISHED_STATUSES, MemoNonce, Payment, PaymentStatus
 from services.facilitator.reasons import PaymentInvalid, Reason
@@ -62,7 +63,6 @@ class SettlementPolicy:
 
     commitment: str
     confirm_timeout_s: float
-    poll_interval_s: float
     memo_nonce_ttl: timedelta
     claim_ttl_s: int
 
@@ -75,8 +75,10 @@ class Settlement:
         facilitator: Facilitator,
         sessions: async_sessionmaker[AsyncSession],
         policy: SettlementPolicy,
+        watcher: ConfirmationWatcher,
         redis: Redis | None = None,
     ) -> None:
+        self.watcher = watcher
         self.facilitator = facilitator
         self.sessions = sessions
         self.policy = policy
@@ -275,21 +277,17 @@ class Settlement:
         timeout = min(self.policy.confirm_timeout_s, float(request.terms.max_timeout_seconds))
         deadline = time.monotonic() + timeout
         while True:
-            status = await self._status(payment.signature)
-            if status is not None and await self.apply_status(payment, status):
-                break
-            if time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 await self._mark_pending(payment)
                 break
-            await asyncio.sleep(self.policy.poll_interval_s)
+            try:
+                status = await asyncio.wait_for(self.watcher.status(payment.signature), remaining)
+            except TimeoutError:
+                continue
+            if status is not None and await self.apply_status(payment, status):
+                break
         return await self._reply_for(payment.id, request, replayed=replayed)
-
-    async def _status(self, signature: str) -> SignatureStatus | None:
-        try:
-            return (await self.facilitator.rpc.signature_statuses([signature]))[0]
-        except (RpcError, RpcUnavailable) as exc:
-            log.warning("settlement_status_unavailable", signature=signature, error=str(exc))
-            return None
 
     async def apply_status(self, payment: Payment, status: SignatureStatus) -> bool:
         """Record what the chain says; True once the payment is final."""
